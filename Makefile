@@ -1,4 +1,6 @@
-# Build and test the AISquare secrets engine. `make test` runs every test.
+# Build, run and test the AISquare secrets engine. `make test` runs every
+# test; `make dev` starts a dev Vault with the plugin and an emulator of
+# AISquare.
 
 # VERSION is the plugin version that the build stamps into the binary and
 # that bootstrap/configure.sh registers with Vault. Override it on the
@@ -11,10 +13,13 @@ export AISQUARE_PLUGIN_VERSION := $(VERSION)
 # servers, so they take much longer than the unit tests.
 TEST_TIMEOUT := 30m
 
-.PHONY: bin test vault fmt fmtcheck vet clean version
+.PHONY: bin dev test vault fmt fmtcheck vet clean version
 
 bin:
 	scripts/build.sh
+
+dev:
+	scripts/dev.sh
 
 # The end-to-end tests skip when VAULT_BIN is unset, so the recipe fails
 # when install-vault.sh fails instead of running go test without it.
