@@ -26,6 +26,7 @@ dev:
 test: bin
 	vault_bin="$$(scripts/install-vault.sh)" && \
 		VAULT_BIN="$$vault_bin" go test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	scripts/test-bootstrap.sh
 
 vault:
 	scripts/install-vault.sh
