@@ -46,6 +46,12 @@ type backend struct {
 	observedLock      sync.Mutex
 	observedAccessTTL time.Duration
 
+	// periodicLock guards lastPeriodicRun and periodicInterval, which
+	// estimate when the periodic function runs next.
+	periodicLock     sync.Mutex
+	lastPeriodicRun  time.Time
+	periodicInterval time.Duration
+
 	// now is the clock of every expiry computation. Tests replace it.
 	now func() time.Time
 }
@@ -76,18 +82,24 @@ func newBackend() *backend {
 		PathsSpecial: &logical.Paths{
 			SealWrapStorage: []string{
 				configStoragePath,
+				roleStoragePrefix,
+				staticRoleStoragePrefix,
+				staticSessionStoragePrefix,
 			},
 		},
 		Paths: framework.PathAppend(
 			[]*framework.Path{
 				b.pathConfig(),
 				b.pathCreds(),
+				b.pathStaticCreds(),
 			},
 			b.pathRoles(),
+			b.pathStaticRoles(),
 		),
 		Secrets: []*framework.Secret{
 			b.secretToken(),
 		},
+		PeriodicFunc:   b.periodicFunc,
 		Invalidate:     b.invalidate,
 		Clean:          func(context.Context) { b.reset() },
 		RunningVersion: Version,
@@ -210,5 +222,6 @@ The AISquare secrets engine keeps an AISquare API key in Vault and issues
 AISquare access tokens as Vault leases. Write the key to config, create a
 role under roles/, then read creds/<role> for a token. Renewing the lease
 extends it up to the token's expiry; revoking it blacklists the session's
-refresh token at AISquare.
+refresh token at AISquare. Static roles under static-roles/ keep one shared
+session fresh in the background, read from static-creds/<role>.
 `

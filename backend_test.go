@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -211,7 +212,7 @@ func (e *testEnv) request(t *testing.T, op logical.Operation, path string, data 
 	}
 
 	if op == logical.CreateOperation || op == logical.UpdateOperation {
-		exists, _, err := e.b.HandleExistenceCheck(context.Background(), req)
+		checked, exists, err := e.b.HandleExistenceCheck(context.Background(), req)
 
 		// Vault answers a field that fails validation in the existence
 		// check with a 400.
@@ -224,8 +225,10 @@ func (e *testEnv) request(t *testing.T, op logical.Operation, path string, data 
 			t.Fatalf("existence check of %s: %v", path, err)
 		}
 
+		// Like Vault, treat every write as an update on a path without an
+		// existence check.
 		req.Operation = logical.UpdateOperation
-		if !exists {
+		if checked && !exists {
 			req.Operation = logical.CreateOperation
 		}
 	}
@@ -336,8 +339,9 @@ func TestFactory(t *testing.T) {
 		t.Errorf("Type() = %v; want %v", got, logical.TypeLogical)
 	}
 
-	if got := b.SpecialPaths().SealWrapStorage; len(got) != 1 || got[0] != configStoragePath {
-		t.Errorf("SealWrapStorage = %v; want [%s]", got, configStoragePath)
+	want := []string{configStoragePath, roleStoragePrefix, staticRoleStoragePrefix, staticSessionStoragePrefix}
+	if got := b.SpecialPaths().SealWrapStorage; !slices.Equal(got, want) {
+		t.Errorf("SealWrapStorage = %v; want %v", got, want)
 	}
 }
 

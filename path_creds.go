@@ -75,8 +75,10 @@ func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *fr
 
 	sess, err := b.login(ctx, c, cfg, key)
 	if isRejection(err) {
-		return nil, upstreamError("AISquare rejected the login of role \""+name+"\" with "+keyOwner, err,
-			"an operator must write a valid api_key to "+keyLocation(req, name, role))
+		// A 400 rather than a 5xx, because Vault clients retry 5xx answers
+		// and a rejected key fails the same way every time.
+		return logical.ErrorResponse("AISquare rejected the login of role %q with %s: %s; an operator must write a valid api_key to %s",
+			name, keyOwner, err, keyLocation(req, name, role)), nil
 	}
 
 	if err != nil {
