@@ -38,7 +38,7 @@ type backend struct {
 	// roleLocks serializes the read-modify-write of one role.
 	roleLocks []*locksutil.LockEntry
 
-	// refreshes spends each refresh token at most once.
+	// refreshes spends each refresh token at most once per session state.
 	refreshes *refreshGroup
 
 	// observedAccessTTL is the access token lifetime seen at the latest

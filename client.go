@@ -40,7 +40,7 @@ const (
 	maxRetryAfter = 30 * time.Second
 
 	// retryBaseDelay and retryMaxDelay bound the jittered exponential
-	// backoff between retries of 5xx answers and network errors.
+	// backoff between retries of 5xx responses and network errors.
 	retryBaseDelay = 250 * time.Millisecond
 	retryMaxDelay  = 5 * time.Second
 )
@@ -102,7 +102,7 @@ func (e *apiError) retryable() bool {
 }
 
 // isRejection reports whether err is AISquare rejecting the credential
-// that was sent: a 400 or 401 answer.
+// that was sent: a 400 or 401 response.
 func isRejection(err error) bool {
 	var apiErr *apiError
 	if !errors.As(err, &apiErr) {
@@ -112,7 +112,7 @@ func isRejection(err error) bool {
 	return apiErr.StatusCode == http.StatusBadRequest || apiErr.StatusCode == http.StatusUnauthorized
 }
 
-// hasStatus reports whether err is an AISquare answer with one of the
+// hasStatus reports whether err is an AISquare response with one of the
 // given status codes.
 func hasStatus(err error, codes ...int) bool {
 	var apiErr *apiError

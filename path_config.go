@@ -415,7 +415,7 @@ func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, _ 
 	return resp, nil
 }
 
-// pathConfigExistenceCheck tells Vault whether a write creates or updates
+// pathConfigExistenceCheck reports to Vault whether a write creates or updates
 // the config, which decides the ACL capability it needs.
 func (b *backend) pathConfigExistenceCheck(ctx context.Context, req *logical.Request, _ *framework.FieldData) (bool, error) {
 	cfg, err := getConfig(ctx, req.Storage)

@@ -75,7 +75,7 @@ func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *fr
 
 	sess, err := b.login(ctx, c, cfg, key)
 	if isRejection(err) {
-		// A 400 rather than a 5xx, because Vault clients retry 5xx answers
+		// A 400 rather than a 5xx, because Vault clients retry 5xx responses
 		// and a rejected key fails the same way every time.
 		return logical.ErrorResponse("AISquare rejected the login of role %q with %s: %s; an operator must write a valid api_key to %s",
 			name, keyOwner, err, keyLocation(req, name, role)), nil

@@ -297,7 +297,7 @@ func (b *backend) pathRolesList(ctx context.Context, req *logical.Request, _ *fr
 	return logical.ListResponse(names), nil
 }
 
-// pathRoleExistenceCheck tells Vault whether a write creates or updates
+// pathRoleExistenceCheck reports to Vault whether a write creates or updates
 // the role, which decides the ACL capability it needs.
 func (b *backend) pathRoleExistenceCheck(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
 	role, err := getRole(ctx, req.Storage, d.Get("name").(string))

@@ -107,7 +107,7 @@ func wholeSeconds(d time.Duration) int64 {
 func (b *backend) pathStaticRoleRotate(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
 
-	// The generation seen before waiting for the lock tells whether a
+	// The generation seen before waiting for the lock shows whether a
 	// concurrent rotation already replaced the token.
 	seen, err := getStaticSession(ctx, req.Storage, name)
 	if err != nil {

@@ -411,7 +411,7 @@ func (b *backend) pathStaticRolesList(ctx context.Context, req *logical.Request,
 	return logical.ListResponse(names), nil
 }
 
-// pathStaticRoleExistenceCheck tells Vault whether a write creates or
+// pathStaticRoleExistenceCheck reports to Vault whether a write creates or
 // updates the static role, which decides the ACL capability it needs.
 func (b *backend) pathStaticRoleExistenceCheck(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
 	role, err := getStaticRole(ctx, req.Storage, d.Get("name").(string))

@@ -24,7 +24,7 @@ func (b *backend) secretToken() *framework.Secret {
 	}
 }
 
-// leaseState is what a lease keeps in its internal data. The access token
+// leaseState is the part of a lease kept in its internal data. The access token
 // itself is not kept: only the client holds it.
 type leaseState struct {
 	Role             string
@@ -137,7 +137,7 @@ func parseLeaseState(data map[string]any) (*leaseState, error) {
 }
 
 // secretTokenRenew extends a lease up to its access token's expiry without
-// calling AISquare. When the renewal asks for more than the token has left
+// calling AISquare. When the renewal requests more than the token has left
 // and the lease's max TTL allows it, it refreshes the token first and
 // returns the new one in the renewal's data.
 func (b *backend) secretTokenRenew(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
@@ -221,7 +221,7 @@ func (b *backend) refreshLease(ctx context.Context, req *logical.Request, lease 
 }
 
 // secretTokenRevoke blacklists the lease's refresh token. AISquare
-// answering 200, 401 or 404 means the session is over. Any other failure is
+// responding 200, 401 or 404 means the session is over. Any other failure is
 // returned, so Vault retries the revocation later.
 func (b *backend) secretTokenRevoke(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
 	lease, err := parseLeaseState(req.Secret.InternalData)

@@ -260,7 +260,7 @@ func (b *backend) storageWritable() bool {
 }
 
 // recordPeriodicRun notes a call of the periodic function, so that readers
-// can be told when the next one is expected.
+// can learn when the next one is expected.
 func (b *backend) recordPeriodicRun(now time.Time) {
 	b.periodicLock.Lock()
 	defer b.periodicLock.Unlock()
