@@ -451,3 +451,40 @@ func TestIsRejection(t *testing.T) {
 		}
 	}
 }
+
+func TestClientVerify(t *testing.T) {
+	t.Parallel()
+
+	srv, calls := newStubServer(t, func(w http.ResponseWriter, r *http.Request) {
+		var body map[string]string
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+			t.Errorf("decode body: %v", err)
+		}
+
+		if r.URL.Path != defaultVerifyPath || body["token"] == "" {
+			t.Errorf("request = %s with %v; want %s with a token", r.URL.Path, body, defaultVerifyPath)
+		}
+
+		if body["token"] == "good-token" {
+			writeJSON(w, 200, `{}`)
+			return
+		}
+
+		writeJSON(w, 401, `{"detail":"Token is invalid or expired","code":"token_not_valid"}`)
+	})
+
+	c := newTestClient(t, srv.URL, time.Second, 3)
+
+	if err := c.Verify(context.Background(), "good-token"); err != nil {
+		t.Errorf("Verify(good) error = %v; want none", err)
+	}
+
+	err := c.Verify(context.Background(), "bad-token")
+	if want := "AISquare verify returned HTTP 401 (token_not_valid): Token is invalid or expired"; err == nil || err.Error() != want {
+		t.Errorf("Verify(bad) error = %v; want %q", err, want)
+	}
+
+	if got := calls.Load(); got != 2 {
+		t.Errorf("calls = %d; want 2", got)
+	}
+}
