@@ -258,7 +258,7 @@ func (c *client) do(ctx context.Context, op, method, path string, body any, bear
 	for attempt := 0; ; attempt++ {
 		start := time.Now()
 		err := c.send(ctx, op, method, path, payload, bearer, out, secrets)
-		c.logger.Debug("AISquare request finished", "op", op, "attempt", attempt+1, "duration", time.Since(start), "error", err)
+		c.logger.Debug("AISquare request finished", "op", op, "attempt", attempt+1, "duration", time.Since(start).String(), "error", err)
 
 		if err == nil {
 			return nil
@@ -277,7 +277,7 @@ func (c *client) do(ctx context.Context, op, method, path string, body any, bear
 			return fmt.Errorf("%w; no time is left to retry within the %s request timeout", err, c.timeout)
 		}
 
-		c.logger.Debug("retrying AISquare request", "op", op, "attempt", attempt+1, "wait", wait, "error", err)
+		c.logger.Debug("retrying AISquare request", "op", op, "attempt", attempt+1, "wait", wait.String(), "error", err)
 
 		timer := time.NewTimer(wait)
 		select {

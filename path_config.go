@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -86,7 +87,7 @@ func (b *backend) pathConfig() *framework.Path {
 		Fields: map[string]*framework.FieldSchema{
 			"api_key": {
 				Type:        framework.TypeString,
-				Description: "AISquare API key that roles without their own api_key log in with. Required on create. Write-only.",
+				Description: "AISquare API key that roles without their own api_key log in with. Required on create. Write-only. Surrounding whitespace is removed.",
 				DisplayAttrs: &framework.DisplayAttributes{
 					Sensitive: true,
 				},
@@ -266,7 +267,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 // result. It returns a 400 response naming the first invalid field.
 func applyConfigFields(cfg *aisquareConfig, d *framework.FieldData, create bool) *logical.Response {
 	if raw, ok := d.GetOk("api_key"); ok {
-		cfg.APIKey = raw.(string)
+		cfg.APIKey = strings.TrimSpace(raw.(string))
 	}
 
 	if cfg.APIKey == "" {

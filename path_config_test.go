@@ -313,3 +313,17 @@ func testCertificatePEM(t *testing.T) string {
 
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 }
+
+func TestConfigTrimsKeyWhitespace(t *testing.T) {
+	t.Parallel()
+
+	env := newTestEnv(t, aisquaretest.Options{})
+
+	// echo adds a newline to a key piped into "vault write ... api_key=-".
+	env.mustRequest(t, logical.UpdateOperation, "config", map[string]any{"api_key": mountKey + "\n", "base_url": env.srv.URL})
+
+	resp := env.mustRequest(t, logical.ReadOperation, "config", nil)
+	if got := resp.Data["api_key_fingerprint"]; got != keyFingerprint(mountKey) {
+		t.Errorf("api_key_fingerprint = %v; want the fingerprint of the key without the newline", got)
+	}
+}

@@ -106,7 +106,7 @@ func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *fr
 	resp.Secret.TTL = ttl
 	resp.Secret.MaxTTL = maxTTL
 
-	b.Logger().Debug("issued credentials", "role", name, "ttl", ttl, "max_ttl", maxTTL,
+	b.Logger().Debug("issued credentials", "role", name, "ttl", ttl.String(), "max_ttl", maxTTL.String(),
 		"access_expires_at", sess.AccessExpiresAt.Format(time.RFC3339))
 
 	return resp, nil

@@ -3,6 +3,7 @@ package aisquare
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -48,7 +49,7 @@ func (b *backend) pathRoles() []*framework.Path {
 				},
 				"api_key": {
 					Type:        framework.TypeString,
-					Description: "AISquare API key of the team's own user, used in place of the mount's key. Write-only. An empty string removes it.",
+					Description: "AISquare API key of the team's own user, used in place of the mount's key. Write-only. An empty string removes it. Surrounding whitespace is removed.",
 					DisplayAttrs: &framework.DisplayAttributes{
 						Sensitive: true,
 					},
@@ -191,7 +192,7 @@ func (b *backend) pathRolesWrite(ctx context.Context, req *logical.Request, d *f
 		return nil, err
 	}
 
-	b.Logger().Debug("role written", "role", name, "ttl", role.TTL, "max_ttl", role.MaxTTL, "own_api_key", role.APIKey != "")
+	b.Logger().Debug("role written", "role", name, "ttl", role.TTL.String(), "max_ttl", role.MaxTTL.String(), "own_api_key", role.APIKey != "")
 
 	return b.roleWarnings(role, cfg), nil
 }
@@ -208,7 +209,7 @@ func applyRoleFields(role *roleEntry, d *framework.FieldData) *logical.Response 
 	}
 
 	if raw, ok := d.GetOk("api_key"); ok {
-		role.APIKey = raw.(string)
+		role.APIKey = strings.TrimSpace(raw.(string))
 	}
 
 	if raw, ok := d.GetOk("description"); ok {

@@ -182,7 +182,7 @@ func TestRoleInvalidInput(t *testing.T) {
 		{"UnknownField", "roles/team-a", map[string]any{"max_tll": "1h"}, "unknown fields max_tll: this path accepts api_key, description, max_ttl, skip_verification, ttl"},
 		{"LongName", "roles/" + strings.Repeat("a", maxNameLength+1), nil, "invalid role name: name is 129 characters long, more than the limit of 128"},
 		{"LongDescription", "roles/team-a", map[string]any{"description": strings.Repeat("d", maxDescriptionLength+1)}, "invalid description: description is 1025 bytes long, more than the limit of 1024"},
-		{"KeyWithNewline", "roles/team-a", map[string]any{"api_key": "abc\n"}, "invalid api_key: it contains whitespace or control characters; paste the key without quotes or line breaks"},
+		{"KeyWithNewline", "roles/team-a", map[string]any{"api_key": "ab\ncd"}, "invalid api_key: it contains whitespace or control characters; paste the key without quotes or line breaks"},
 		{"OversizedKey", "roles/team-a", map[string]any{"api_key": strings.Repeat("k", maxAPIKeyLength+1)}, "invalid api_key: it is 4097 bytes long, more than the limit of 4096"},
 		{"BadDuration", "roles/team-a", map[string]any{"ttl": "soon"}, `error converting input for field "ttl": time: invalid duration "soon"`},
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -49,7 +50,7 @@ func (b *backend) pathStaticRoles() []*framework.Path {
 				},
 				"api_key": {
 					Type:        framework.TypeString,
-					Description: "AISquare API key of the team's own user, used in place of the mount's key. Write-only. An empty string removes it.",
+					Description: "AISquare API key of the team's own user, used in place of the mount's key. Write-only. An empty string removes it. Surrounding whitespace is removed.",
 					DisplayAttrs: &framework.DisplayAttributes{
 						Sensitive: true,
 					},
@@ -234,7 +235,7 @@ func (b *backend) pathStaticRolesWrite(ctx context.Context, req *logical.Request
 			return nil, err
 		}
 
-		b.Logger().Info("static role written", "role", name, "refresh_buffer", role.RefreshBuffer, "new_session", false)
+		b.Logger().Info("static role written", "role", name, "refresh_buffer", role.RefreshBuffer.String(), "new_session", false)
 
 		return refreshBufferWarning(role), nil
 	}
@@ -280,7 +281,7 @@ func (b *backend) pathStaticRolesWrite(ctx context.Context, req *logical.Request
 		b.revokeQuietly(ctx, c, state.Session.RefreshToken, name)
 	}
 
-	b.Logger().Info("static role written", "role", name, "refresh_buffer", role.RefreshBuffer, "new_session", true)
+	b.Logger().Info("static role written", "role", name, "refresh_buffer", role.RefreshBuffer.String(), "new_session", true)
 
 	return refreshBufferWarning(role), nil
 }
@@ -303,7 +304,7 @@ func refreshBufferWarning(role *staticRoleEntry) *logical.Response {
 // validates them. It returns a 400 response naming the first invalid field.
 func applyStaticRoleFields(role *staticRoleEntry, d *framework.FieldData) *logical.Response {
 	if raw, ok := d.GetOk("api_key"); ok {
-		role.APIKey = raw.(string)
+		role.APIKey = strings.TrimSpace(raw.(string))
 	}
 
 	if raw, ok := d.GetOk("refresh_buffer"); ok {

@@ -192,7 +192,7 @@ func (b *backend) secretTokenRenew(ctx context.Context, req *logical.Request, _ 
 	resp.Secret.MaxTTL = maxTTL
 	resp.Secret.InternalData = lease.internalData()
 
-	b.Logger().Debug("renewed lease", "role", lease.Role, "ttl", ttl, "refreshed", resp.Data != nil)
+	b.Logger().Debug("renewed lease", "role", lease.Role, "ttl", ttl.String(), "refreshed", resp.Data != nil)
 
 	return resp, nil
 }
