@@ -44,7 +44,7 @@ func TestAgentRendersFreshTokens(t *testing.T) {
 	env.mustCLI(t, "audit", "enable", "file", "file_path="+auditLog)
 
 	env.mustCLIWithKey(t, teamAPolicy, "policy", "write", "team-a-creds", "-")
-	agent, renderedPath := env.startAgent(t, env.createToken(t, "team-a-creds"))
+	agent, renderedPath := env.startAgent(t, env.createToken(t, "team-a-creds"), agentTemplate)
 
 	start := time.Now()
 
@@ -122,9 +122,9 @@ func TestAgentRendersFreshTokens(t *testing.T) {
 }
 
 // startAgent starts Vault Agent with the token in a token_file auto_auth
-// method and the agentTemplate template. It returns the Agent process and
-// the path of the rendered file, and registers a cleanup that stops Agent.
-func (e *testEnv) startAgent(t *testing.T, token string) (*process, string) {
+// method and one template. It returns the Agent process and the path of
+// the rendered file, and registers a cleanup that stops Agent.
+func (e *testEnv) startAgent(t *testing.T, token, template string) (*process, string) {
 	t.Helper()
 
 	tokenFile := filepath.Join(e.dir, "agent-token")
@@ -158,7 +158,7 @@ template {
   destination = %q
   perms       = "0600"
 }
-`, e.addr, tokenFile, agentTemplate, rendered)
+`, e.addr, tokenFile, template, rendered)
 
 	configFile := filepath.Join(e.dir, "agent.hcl")
 	if err := os.WriteFile(configFile, []byte(config), 0o600); err != nil {
