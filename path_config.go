@@ -18,7 +18,10 @@ const (
 	// seal-wrapped because it holds the API key.
 	configStoragePath = "config"
 
-	defaultBaseURL        = "https://api.aisquare.studio"
+	defaultBaseURL = "https://api.aisquare.studio"
+	// NOTE: AISquare's public reference does not name the endpoint that
+	// exchanges an API key for tokens, so this default is a guess that
+	// login_path overrides.
 	defaultLoginPath      = "/api/v1/token/api-key/"
 	defaultRefreshPath    = "/api/v1/token/refresh/"
 	defaultRevokePath     = "/api/v1/token/blacklist/"

@@ -208,6 +208,9 @@ func (b *backend) refreshLease(ctx context.Context, req *logical.Request, lease 
 	now := b.now()
 	key := refreshKey(lease.RefreshToken, lease.AccessExpiresAt)
 
+	// NOTE: When a refresh response is lost after AISquare rotated the
+	// refresh token, the client's retry sends the spent token and fails,
+	// and the lease keeps a blacklisted refresh token until it ends.
 	pair, err := b.refreshes.do(ctx, key, func() (*tokenPair, error) {
 		return c.Refresh(ctx, lease.RefreshToken)
 	})
