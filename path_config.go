@@ -431,19 +431,13 @@ func (b *backend) pathConfigExistenceCheck(ctx context.Context, req *logical.Req
 }
 
 // getConfig loads the mount's config, or returns nil when there is none.
+// Fields missing from the stored entry keep their defaults.
 func getConfig(ctx context.Context, s logical.Storage) (*aisquareConfig, error) {
-	entry, err := s.Get(ctx, configStoragePath)
-	if err != nil {
-		return nil, fmt.Errorf("read config: %w", err)
-	}
-
-	if entry == nil {
-		return nil, nil
-	}
-
 	cfg := defaultConfig()
-	if err := entry.DecodeJSON(cfg); err != nil {
-		return nil, fmt.Errorf("decode config: %w", err)
+
+	found, err := getEntry(ctx, s, configStoragePath, "config", cfg)
+	if !found || err != nil {
+		return nil, err
 	}
 
 	return cfg, nil
@@ -451,16 +445,7 @@ func getConfig(ctx context.Context, s logical.Storage) (*aisquareConfig, error) 
 
 // putConfig stores the mount's config.
 func putConfig(ctx context.Context, s logical.Storage, cfg *aisquareConfig) error {
-	entry, err := logical.StorageEntryJSON(configStoragePath, cfg)
-	if err != nil {
-		return fmt.Errorf("encode config: %w", err)
-	}
-
-	if err := s.Put(ctx, entry); err != nil {
-		return fmt.Errorf("write config: %w", err)
-	}
-
-	return nil
+	return putEntry(ctx, s, configStoragePath, "config", cfg)
 }
 
 // errNoConfig means the mount has no config yet.

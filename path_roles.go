@@ -311,18 +311,11 @@ func (b *backend) pathRoleExistenceCheck(ctx context.Context, req *logical.Reque
 
 // getRole loads a role, or returns nil when it does not exist.
 func getRole(ctx context.Context, s logical.Storage, name string) (*roleEntry, error) {
-	entry, err := s.Get(ctx, roleStoragePrefix+name)
-	if err != nil {
-		return nil, fmt.Errorf("read role %q: %w", name, err)
-	}
-
-	if entry == nil {
-		return nil, nil
-	}
-
 	var role roleEntry
-	if err := entry.DecodeJSON(&role); err != nil {
-		return nil, fmt.Errorf("decode role %q: %w", name, err)
+
+	found, err := getEntry(ctx, s, roleStoragePrefix+name, fmt.Sprintf("role %q", name), &role)
+	if !found || err != nil {
+		return nil, err
 	}
 
 	return &role, nil
@@ -330,16 +323,7 @@ func getRole(ctx context.Context, s logical.Storage, name string) (*roleEntry, e
 
 // putRole stores a role.
 func putRole(ctx context.Context, s logical.Storage, name string, role *roleEntry) error {
-	entry, err := logical.StorageEntryJSON(roleStoragePrefix+name, role)
-	if err != nil {
-		return fmt.Errorf("encode role %q: %w", name, err)
-	}
-
-	if err := s.Put(ctx, entry); err != nil {
-		return fmt.Errorf("write role %q: %w", name, err)
-	}
-
-	return nil
+	return putEntry(ctx, s, roleStoragePrefix+name, fmt.Sprintf("role %q", name), role)
 }
 
 const pathRolesHelpSyn = `Manage the roles that issue AISquare access tokens.`

@@ -434,18 +434,11 @@ func (b *backend) staticRoleKey(role *staticRoleEntry, cfg *aisquareConfig) stri
 
 // getStaticRole loads a static role, or returns nil when it does not exist.
 func getStaticRole(ctx context.Context, s logical.Storage, name string) (*staticRoleEntry, error) {
-	entry, err := s.Get(ctx, staticRoleStoragePrefix+name)
-	if err != nil {
-		return nil, fmt.Errorf("read static role %q: %w", name, err)
-	}
-
-	if entry == nil {
-		return nil, nil
-	}
-
 	var role staticRoleEntry
-	if err := entry.DecodeJSON(&role); err != nil {
-		return nil, fmt.Errorf("decode static role %q: %w", name, err)
+
+	found, err := getEntry(ctx, s, staticRoleStoragePrefix+name, fmt.Sprintf("static role %q", name), &role)
+	if !found || err != nil {
+		return nil, err
 	}
 
 	return &role, nil
@@ -453,16 +446,7 @@ func getStaticRole(ctx context.Context, s logical.Storage, name string) (*static
 
 // putStaticRole stores a static role.
 func putStaticRole(ctx context.Context, s logical.Storage, name string, role *staticRoleEntry) error {
-	entry, err := logical.StorageEntryJSON(staticRoleStoragePrefix+name, role)
-	if err != nil {
-		return fmt.Errorf("encode static role %q: %w", name, err)
-	}
-
-	if err := s.Put(ctx, entry); err != nil {
-		return fmt.Errorf("write static role %q: %w", name, err)
-	}
-
-	return nil
+	return putEntry(ctx, s, staticRoleStoragePrefix+name, fmt.Sprintf("static role %q", name), role)
 }
 
 const pathStaticRolesHelpSyn = `Manage static roles: shared AISquare sessions that Vault keeps fresh.`

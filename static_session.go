@@ -296,18 +296,11 @@ func (b *backend) untilNextPeriodicRun(now time.Time) time.Duration {
 // getStaticSession loads the session state of a static role, or returns
 // nil when there is none.
 func getStaticSession(ctx context.Context, s logical.Storage, name string) (*staticSession, error) {
-	entry, err := s.Get(ctx, staticSessionStoragePrefix+name)
-	if err != nil {
-		return nil, fmt.Errorf("read session of static role %q: %w", name, err)
-	}
-
-	if entry == nil {
-		return nil, nil
-	}
-
 	var state staticSession
-	if err := entry.DecodeJSON(&state); err != nil {
-		return nil, fmt.Errorf("decode session of static role %q: %w", name, err)
+
+	found, err := getEntry(ctx, s, staticSessionStoragePrefix+name, fmt.Sprintf("session of static role %q", name), &state)
+	if !found || err != nil {
+		return nil, err
 	}
 
 	return &state, nil
@@ -315,14 +308,5 @@ func getStaticSession(ctx context.Context, s logical.Storage, name string) (*sta
 
 // putStaticSession stores the session state of a static role.
 func putStaticSession(ctx context.Context, s logical.Storage, name string, state *staticSession) error {
-	entry, err := logical.StorageEntryJSON(staticSessionStoragePrefix+name, state)
-	if err != nil {
-		return fmt.Errorf("encode session of static role %q: %w", name, err)
-	}
-
-	if err := s.Put(ctx, entry); err != nil {
-		return fmt.Errorf("write session of static role %q: %w", name, err)
-	}
-
-	return nil
+	return putEntry(ctx, s, staticSessionStoragePrefix+name, fmt.Sprintf("session of static role %q", name), state)
 }
