@@ -3,9 +3,9 @@
 # bin/vault-plugin-secrets-aisquare into the plugin folder and registers it
 # with its SHA-256 and version. It enables the plugin at aisquare/, or
 # reloads it when it is enabled already. Then it points the config at the
-# running emulator and writes a role and a policy for each team. Running it
-# again after a rebuild loads the new binary. See scripts/lib.sh for the
-# settings.
+# running emulator and writes a dynamic role, a static role and a policy
+# for each team. Running it again after a rebuild loads the new binary. See
+# scripts/lib.sh for the settings.
 set -euo pipefail
 source "$(dirname "$0")/../scripts/lib.sh"
 
@@ -56,14 +56,25 @@ write_config() {
     vault_cli write "$mount_path/config" api_key=- base_url="$emulator_url" >/dev/null
 }
 
-# Writes the dynamic role of team $1 with the team's own API key, and the
-# team's policy from bootstrap/policies/.
+# Writes the dynamic role and the static role of team $1, both with the
+# team's own API key, and the team's policy from bootstrap/policies/.
 configure_team() {
   local team=$1
   log "writing role $mount_path/roles/$team (ttl 1h, api_key of emulator user \"$team\")"
   team_api_key "$team" |
     vault_cli write "$mount_path/roles/$team" api_key=- ttl=1h \
       description="Access tokens of $team (dev)" >/dev/null
+
+  # The emulator issues access tokens that live 168h, its default, because
+  # start-emulator.sh sets no -access-ttl. A 24h buffer replaces each token
+  # a day before it expires. The plugin rejects a buffer that is not
+  # shorter than the token's life, so lower it for a shorter -access-ttl.
+  # Creating the role logs in once. Writing it again with the same key
+  # keeps the stored session and makes no call to the emulator.
+  log "writing static role $mount_path/static-roles/$team (refresh_buffer 24h, api_key of emulator user \"$team\")"
+  team_api_key "$team" |
+    vault_cli write "$mount_path/static-roles/$team" api_key=- refresh_buffer=24h \
+      description="Shared access token of $team (dev)" >/dev/null
 
   log "writing policy $team from bootstrap/policies/$team.hcl"
   vault_cli policy write "$team" "$repo_root/bootstrap/policies/$team.hcl" >/dev/null
@@ -75,9 +86,5 @@ write_config
 for team in "${teams[@]}"; do
   configure_team "$team"
 done
-
-# NOTE: The mount has no static roles yet. When static-roles/ exists, write
-# each team's static role in configure_team and add its static-creds path to
-# the team's policy file.
 
 log "done: $mount_path/ runs $plugin_name $version against $emulator_url"
