@@ -1,6 +1,7 @@
 # Policy of team B's applications on the aisquare/ mount of the dev Vault:
-# read team B's credentials, and renew and revoke their leases. Nothing else
-# of the mount, so neither team-a's credentials nor the config or roles.
+# read team B's credentials and static credentials, and renew and revoke
+# the leases of the credentials. Nothing else of the mount, so neither
+# team-a's credentials nor the config, roles or static roles.
 
 path "aisquare/creds/team-b" {
   capabilities = ["read"]
@@ -25,7 +26,8 @@ path "sys/leases/revoke/aisquare/creds/team-b/*" {
 # a renewal can return a new access token, so a leaked lease ID of another
 # team would hand out that team's token. The dev roles leave max_ttl unset.
 
-# When the mount has static roles, add:
-# path "aisquare/static-creds/team-b" {
-#   capabilities = ["read"]
-# }
+# Read the shared access token of team B's static role. The read
+# creates no lease, so there is nothing to renew or revoke.
+path "aisquare/static-creds/team-b" {
+  capabilities = ["read"]
+}
