@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Runs a local dev environment until Ctrl-C. It builds the plugin and the
 # emulator, finds or builds Vault, and starts the emulator and a dev Vault
-# on 127.0.0.1. It configures the plugin with roles and policies for team-a
-# and team-b and prints the environment to use them. On exit it stops
-# everything it started. State, logs and the plugin folder live in .dev/.
-# See scripts/lib.sh for the settings.
+# on 127.0.0.1. It configures the plugin with dynamic roles, static roles
+# and policies for team-a and team-b and prints the environment to use
+# them. On exit it stops everything it started. State, logs and the plugin
+# folder live in .dev/. See scripts/lib.sh for the settings.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$repo_root"
@@ -81,14 +81,25 @@ As team-a, whose token is also in $team_token_file:
   }export VAULT_ADDR=$vault_addr
   export VAULT_TOKEN=$team_token
 
-Vault Agent renders team-a's access token into .dev/agent/team-a-access-token,
-when run from the repository root with VAULT_ADDR exported:
+Vault Agent renders team-a's access tokens into .dev/agent/team-a-access-token
+(from $mount_path/creds/team-a) and .dev/agent/team-a-static-access-token
+(from $mount_path/static-creds/team-a), when run from the repository root with
+VAULT_ADDR exported:
   vault agent -config=bootstrap/agent/agent.hcl
 
 $ VAULT_TOKEN=<team-a token> vault read $mount_path/creds/team-a
 INFO
 
 VAULT_TOKEN=$team_token env -u VAULT_NAMESPACE VAULT_ADDR="$vault_addr" "$vault_bin" read "$mount_path/creds/team-a"
+
+# Every read of static-creds returns the same shared token until Vault
+# replaces it, and makes no call to AISquare.
+cat <<INFO
+
+$ VAULT_TOKEN=<team-a token> vault read $mount_path/static-creds/team-a
+INFO
+
+VAULT_TOKEN=$team_token env -u VAULT_NAMESPACE VAULT_ADDR="$vault_addr" "$vault_bin" read "$mount_path/static-creds/team-a"
 
 echo
 log "running until Ctrl-C"
