@@ -33,9 +33,7 @@ func TestAgentRendersFreshTokens(t *testing.T) {
 	const (
 		accessTTL = 30 * time.Second
 		// watchFor covers about four 20s leases.
-		watchFor       = 85 * time.Second
-		firstRenderMax = 30 * time.Second
-		pollInterval   = 100 * time.Millisecond
+		watchFor = 85 * time.Second
 	)
 
 	env := newEnv(t, envOptions{emulator: aisquaretest.Options{AccessTTL: accessTTL, RefreshTTL: 5 * time.Minute}})
@@ -45,6 +43,55 @@ func TestAgentRendersFreshTokens(t *testing.T) {
 
 	env.mustCLIWithKey(t, teamAPolicy, "policy", "write", "team-a-creds", "-")
 	agent, renderedPath := env.startAgent(t, env.createToken(t, "team-a-creds"), agentTemplate)
+
+	start, tokens := watchRendered(t, env, agent, renderedPath, watchFor, nil)
+
+	t.Logf("tokens that the rendered file contained, in seconds from the first poll:\n%s", describeTokens(start, tokens))
+
+	if replacements := len(tokens) - 1; replacements < 2 {
+		t.Errorf("Agent replaced the token %d times in %s; want at least 2", replacements, watchFor)
+	}
+
+	for i := 1; i < len(tokens); i++ {
+		if previous := tokens[i-1]; !tokens[i].seen.Before(previous.exp) {
+			t.Errorf("token #%d was rendered at %s, not before token #%d expired at %s",
+				i+1, offset(start, tokens[i].seen), i, offset(start, previous.exp))
+		}
+	}
+
+	if err := agent.stop(); err != nil {
+		t.Errorf("stop Vault Agent: %v", err)
+	}
+
+	// The role has no max_ttl, so no renewal may refresh a token: Agent
+	// must read new creds instead.
+	counters := env.srv.Counters()
+	if counters.Refreshes != 0 {
+		t.Errorf("refreshes = %d; want 0", counters.Refreshes)
+	}
+
+	t.Logf("emulator counters while Agent ran: logins %d, refreshes %d, revocations %d",
+		counters.Logins, counters.Refreshes, counters.Revocations)
+	t.Logf("Vault requests of Agent, from the audit log, in seconds from the first poll:\n%s",
+		describeAgentRequests(t, auditLog, start))
+}
+
+// Polling of the file that Agent renders.
+const (
+	firstRenderMax = 30 * time.Second
+	pollInterval   = 100 * time.Millisecond
+)
+
+// watchRendered polls the file at path, which agent renders, every
+// pollInterval for watchFor, and returns when polling started and every
+// token the file contained, in order. Each poll first calls onPoll, when
+// set. The test fails when Agent exits, renders nothing within
+// firstRenderMax, or renders a token that the emulator does not accept as
+// team-a's.
+func watchRendered(t *testing.T, env *testEnv, agent *process, path string, watchFor time.Duration,
+	onPoll func(now time.Time),
+) (time.Time, []*renderedToken) {
+	t.Helper()
 
 	start := time.Now()
 
@@ -57,7 +104,11 @@ func TestAgentRendersFreshTokens(t *testing.T) {
 			t.Fatalf("Vault Agent exited after %s: %v", now.Sub(start).Round(time.Millisecond), agent.waitErr)
 		}
 
-		content, err := os.ReadFile(renderedPath)
+		if onPoll != nil {
+			onPoll(now)
+		}
+
+		content, err := os.ReadFile(path)
 		if errors.Is(err, fs.ErrNotExist) && len(tokens) == 0 {
 			if now.Sub(start) > firstRenderMax {
 				t.Fatalf("Vault Agent rendered no file within %s", firstRenderMax)
@@ -91,34 +142,7 @@ func TestAgentRendersFreshTokens(t *testing.T) {
 		time.Sleep(pollInterval)
 	}
 
-	t.Logf("tokens that the rendered file contained, in seconds from the first poll:\n%s", describeTokens(start, tokens))
-
-	if replacements := len(tokens) - 1; replacements < 2 {
-		t.Errorf("Agent replaced the token %d times in %s; want at least 2", replacements, watchFor)
-	}
-
-	for i := 1; i < len(tokens); i++ {
-		if previous := tokens[i-1]; !tokens[i].seen.Before(previous.exp) {
-			t.Errorf("token #%d was rendered at %s, not before token #%d expired at %s",
-				i+1, offset(start, tokens[i].seen), i, offset(start, previous.exp))
-		}
-	}
-
-	if err := agent.stop(); err != nil {
-		t.Errorf("stop Vault Agent: %v", err)
-	}
-
-	// The role has no max_ttl, so no renewal may refresh a token: Agent
-	// must read new creds instead.
-	counters := env.srv.Counters()
-	if counters.Refreshes != 0 {
-		t.Errorf("refreshes = %d; want 0", counters.Refreshes)
-	}
-
-	t.Logf("emulator counters while Agent ran: logins %d, refreshes %d, revocations %d",
-		counters.Logins, counters.Refreshes, counters.Revocations)
-	t.Logf("Vault requests of Agent, from the audit log, in seconds from the first poll:\n%s",
-		describeAgentRequests(t, auditLog, start))
+	return start, tokens
 }
 
 // startAgent starts Vault Agent with the token in a token_file auto_auth

@@ -1,9 +1,6 @@
 package e2e
 
 import (
-	"errors"
-	"io/fs"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -37,8 +34,6 @@ func TestAgentRendersStaticRoleRefreshes(t *testing.T) {
 		// new token in the rendered file. Agent reads again one second
 		// after the ttl that static-creds returns.
 		renderDelayMax = 10 * time.Second
-		firstRenderMax = 30 * time.Second
-		pollInterval   = 100 * time.Millisecond
 	)
 
 	env := newEnv(t, envOptions{emulator: aisquaretest.Options{
@@ -53,57 +48,14 @@ func TestAgentRendersStaticRoleRefreshes(t *testing.T) {
 	env.mustCLIWithKey(t, staticTeamAPolicy, "policy", "write", "team-a-static", "-")
 	agent, renderedPath := env.startAgent(t, env.createToken(t, "team-a-static"), staticAgentTemplate)
 
-	start := time.Now()
+	// refreshes holds when a poll first saw each background refresh.
+	var refreshes []time.Time
 
-	var (
-		tokens    []*renderedToken
-		refreshes []time.Time // when a poll first saw each background refresh
-	)
-
-	rejected := map[string]bool{}
-
-	for now := start; now.Before(start.Add(watchFor)); now = time.Now() {
-		if agent.exited() {
-			t.Fatalf("Vault Agent exited after %s: %v", now.Sub(start).Round(time.Millisecond), agent.waitErr)
-		}
-
+	start, tokens := watchRendered(t, env, agent, renderedPath, watchFor, func(now time.Time) {
 		for count := env.srv.Counters().Refreshes; len(refreshes) < count; {
 			refreshes = append(refreshes, now)
 		}
-
-		content, err := os.ReadFile(renderedPath)
-		if errors.Is(err, fs.ErrNotExist) && len(tokens) == 0 {
-			if now.Sub(start) > firstRenderMax {
-				t.Fatalf("Vault Agent rendered no file within %s", firstRenderMax)
-			}
-
-			time.Sleep(pollInterval)
-
-			continue
-		}
-
-		if err != nil {
-			t.Fatalf("read the file that Agent renders: %v", err)
-		}
-
-		token := strings.TrimSpace(string(content))
-
-		if len(tokens) == 0 || tokens[len(tokens)-1].token != token {
-			if len(tokens) > 0 {
-				tokens[len(tokens)-1].replaced = now
-			}
-
-			tokens = append(tokens, &renderedToken{token: token, seen: now, exp: tokenExpiry(t, token)})
-		}
-
-		if user, ok := env.srv.AccessTokenValid(token); (!ok || user != teamA) && !rejected[token] {
-			rejected[token] = true
-			t.Errorf("at %s the rendered token #%d (exp %s) is rejected by the emulator: user %q, valid %v",
-				offset(start, now), len(tokens), offset(start, tokens[len(tokens)-1].exp), user, ok)
-		}
-
-		time.Sleep(pollInterval)
-	}
+	})
 
 	end := time.Now()
 
