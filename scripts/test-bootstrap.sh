@@ -2,8 +2,9 @@
 # Tests the bootstrap scripts against a real dev Vault and the emulator,
 # which it starts in a temporary state folder on ports of their own. It
 # checks the start scripts' guards, what the team policies allow and deny,
-# and that the example Vault Agent config renders a token. At exit it stops
-# everything by PID. make test runs it.
+# that static-creds reads share one token without a new login, and that
+# the example Vault Agent config renders both of team-a's tokens. At exit
+# it stops everything by PID. make test runs it.
 #
 # Environment, all optional:
 #   AISQUARE_TEST_VAULT_PORT     port of the test Vault (default 18200);
@@ -103,6 +104,22 @@ expect_token_of() {
   fi
 }
 
+# Prints the number of successful logins of emulator user $1, from the
+# emulator's /_emulator/counters control. It fails when the request fails
+# or the output has no count for the user.
+emulator_logins() {
+  local user=$1 counters count
+  counters=$(curl -sS --fail --max-time 10 "$(cat "$emulator_url_file")/_emulator/counters") || return 1
+  # encoding/json writes struct fields in their declared order, so
+  # "logins" is the first field of each user's counters.
+  count=$(sed -n "s/.*\"users\":{.*\"$user\":{\"logins\":\([0-9][0-9]*\),.*/\1/p" <<<"$counters")
+  if [[ -z "$count" ]]; then
+    log "no login count for user $user in the counters: $counters"
+    return 1
+  fi
+  printf '%s\n' "$count"
+}
+
 log "state folder $state_dir, Vault port $vault_port, emulator port $emulator_port"
 scripts/build.sh
 VAULT_BIN=$(resolve_vault_bin)
@@ -170,6 +187,51 @@ expect_failure "team-a may not read its role" "permission denied" \
 expect_failure "team-a may not list the roles" "permission denied" \
   vault_as "$team_a_token" list "$mount_path/roles"
 
+# Static roles: each team reads only its own shared token, and may not
+# manage or rotate the static role.
+if static_token=$(vault_as "$team_a_token" read -field=access_token "$mount_path/static-creds/team-a" 2>&1); then
+  pass "team-a reads its static creds"
+  expect_token_of "team-a's static creds are an access token of emulator user team-a" "$static_token" team-a
+else
+  fail "team-a reads its static creds" "$static_token"
+  static_token=
+fi
+if access_token=$(vault_as "$team_b_token" read -field=access_token "$mount_path/static-creds/team-b" 2>&1); then
+  pass "team-b reads its static creds"
+  expect_token_of "team-b's static creds are an access token of emulator user team-b" "$access_token" team-b
+else
+  fail "team-b reads its static creds" "$access_token"
+fi
+expect_failure "team-a may not read team-b's static creds" "permission denied" \
+  vault_as "$team_a_token" read "$mount_path/static-creds/team-b"
+expect_failure "team-b may not read team-a's static creds" "permission denied" \
+  vault_as "$team_b_token" read "$mount_path/static-creds/team-a"
+expect_failure "team-a may not read its static role" "permission denied" \
+  vault_as "$team_a_token" read "$mount_path/static-roles/team-a"
+expect_failure "team-a may not rotate its static role" "permission denied" \
+  vault_as "$team_a_token" write -f "$mount_path/static-roles/team-a/rotate"
+
+# A static-creds read returns the stored token and makes no call to the
+# emulator, so a second read returns the same token with no new login.
+if [[ -n "$static_token" ]]; then
+  logins_before=$(emulator_logins team-a) || logins_before=
+  if second_token=$(vault_as "$team_a_token" read -field=access_token "$mount_path/static-creds/team-a" 2>&1); then
+    if [[ "$second_token" == "$static_token" ]]; then
+      pass "a second static creds read returns the same token"
+    else
+      fail "a second static creds read returns the same token" "the second read returned another access token"
+    fi
+  else
+    fail "a second static creds read returns the same token" "$second_token"
+  fi
+  logins_after=$(emulator_logins team-a) || logins_after=
+  if [[ -n "$logins_before" && "$logins_after" == "$logins_before" ]]; then
+    pass "a second static creds read makes no login"
+  else
+    fail "a second static creds read makes no login" "logins of emulator user team-a: ${logins_before:-unknown} before, ${logins_after:-unknown} after"
+  fi
+fi
+
 # Leases: each team renews and revokes its own, and may not revoke the
 # other team's.
 team_a_lease=$(vault_as "$team_a_token" read -field=lease_id "$mount_path/creds/team-a")
@@ -191,6 +253,7 @@ mkdir -p "$agent_dir/.dev"
 ln -s "$repo_root/bootstrap" "$agent_dir/bootstrap"
 (umask 077 && printf '%s\n' "$team_a_token" >"$agent_dir/.dev/team-a.token")
 rendered=$agent_dir/.dev/agent/team-a-access-token
+rendered_static=$agent_dir/.dev/agent/team-a-static-access-token
 agent_log=$log_dir/agent.log
 
 log "starting Vault Agent with bootstrap/agent/agent.hcl (log: $agent_log)"
@@ -198,7 +261,7 @@ agent_pid=$(cd "$agent_dir" && start_daemon "$agent_log" \
   env -u VAULT_TOKEN -u VAULT_NAMESPACE VAULT_ADDR="$vault_addr" \
   "$vault_bin" agent -config=bootstrap/agent/agent.hcl)
 for _ in $(seq 1 100); do
-  [[ -s "$rendered" ]] && break
+  [[ -s "$rendered" && -s "$rendered_static" ]] && break
   kill -0 "$agent_pid" 2>/dev/null || break
   sleep 0.2
 done
@@ -213,6 +276,28 @@ if [[ -s "$rendered" ]]; then
   fi
 else
   fail "Vault Agent renders team-a's access token" "$(tail -n 20 "$agent_log")"
+fi
+if [[ -s "$rendered_static" ]]; then
+  pass "Vault Agent renders team-a's static access token"
+  expect_token_of "the rendered static token is an access token of emulator user team-a" "$(cat "$rendered_static")" team-a
+  # The token of the static creds reads above is 144h from its refresh,
+  # so Agent must read the same one. The check needs a successful read.
+  if [[ -n "$static_token" ]]; then
+    if [[ "$(cat "$rendered_static")" == "$static_token" ]]; then
+      pass "the rendered static token matches static creds"
+    else
+      fail "the rendered static token matches static creds" \
+        "the rendered file contains another access token than the static creds reads returned"
+    fi
+  fi
+  perms=$(stat -c %a "$rendered_static")
+  if [[ "$perms" == 600 ]]; then
+    pass "the rendered static token file has mode 0600"
+  else
+    fail "the rendered static token file has mode 0600" "mode: $perms"
+  fi
+else
+  fail "Vault Agent renders team-a's static access token" "$(tail -n 20 "$agent_log")"
 fi
 if kill -0 "$agent_pid" 2>/dev/null; then
   pass "Vault Agent keeps running after the render"
