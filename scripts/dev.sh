@@ -87,19 +87,21 @@ Vault Agent renders team-a's access tokens into .dev/agent/team-a-access-token
 VAULT_ADDR exported:
   vault agent -config=bootstrap/agent/agent.hcl
 
+$ VAULT_TOKEN=<team-a token> vault read $mount_path/static-creds/team-a
+INFO
+
+# Every read of static-creds returns the same shared token until Vault
+# replaces it, and makes no call to AISquare.
+VAULT_TOKEN=$team_token env -u VAULT_NAMESPACE VAULT_ADDR="$vault_addr" "$vault_bin" read "$mount_path/static-creds/team-a"
+
+# The main job ends with a dynamic creds read: a new AISquare login,
+# returned as a Vault lease.
+cat <<INFO
+
 $ VAULT_TOKEN=<team-a token> vault read $mount_path/creds/team-a
 INFO
 
 VAULT_TOKEN=$team_token env -u VAULT_NAMESPACE VAULT_ADDR="$vault_addr" "$vault_bin" read "$mount_path/creds/team-a"
-
-# Every read of static-creds returns the same shared token until Vault
-# replaces it, and makes no call to AISquare.
-cat <<INFO
-
-$ VAULT_TOKEN=<team-a token> vault read $mount_path/static-creds/team-a
-INFO
-
-VAULT_TOKEN=$team_token env -u VAULT_NAMESPACE VAULT_ADDR="$vault_addr" "$vault_bin" read "$mount_path/static-creds/team-a"
 
 echo
 log "running until Ctrl-C"
