@@ -13,7 +13,7 @@ export AISQUARE_PLUGIN_VERSION := $(VERSION)
 # servers, so they take much longer than the unit tests.
 TEST_TIMEOUT := 30m
 
-.PHONY: bin dev test vault fmt fmtcheck vet clean version
+.PHONY: bin dev test bench vault fmt fmtcheck vet clean version
 
 bin:
 	scripts/build.sh
@@ -27,6 +27,11 @@ test: bin
 	vault_bin="$$(scripts/install-vault.sh)" && \
 		VAULT_BIN="$$vault_bin" go test -count=1 -timeout $(TEST_TIMEOUT) ./...
 	scripts/test-bootstrap.sh
+
+# Measures the plugin's read paths against a kv-v2 read on a dev Vault and
+# an emulator of its own, and rewrites the results in docs/benchmarks.md.
+bench:
+	scripts/bench.sh
 
 vault:
 	scripts/install-vault.sh
