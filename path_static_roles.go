@@ -188,9 +188,9 @@ func (b *backend) pathStaticRolesRead(ctx context.Context, req *logical.Request,
 	return &logical.Response{Data: data}, nil
 }
 
-// pathStaticRolesWrite handles create and update. Creating a role, or
-// giving it a new api_key, logs in and stores the new session before the
-// role; a failed login stores nothing.
+// pathStaticRolesWrite handles create and update. Creating a role, giving
+// it a new api_key, or writing a role whose session was cleared logs in,
+// then stores the role and its new session. A failed login stores nothing.
 func (b *backend) pathStaticRolesWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	if resp := rejectUnknownFields(req, d); resp != nil {
 		return resp, nil
