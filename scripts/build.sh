@@ -9,7 +9,10 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 version=$(plugin_version)
-[[ -n "$version" ]] || die "the plugin version is empty; set VERSION in the Makefile"
+[[ -n "$version" ]] || die "the plugin version is empty; set VERSION in the Makefile or run make bin VERSION=v1.2.3"
+# Vault accepts only semantic versions with a leading v for plugins.
+[[ "$version" =~ ^v[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.+-]+)?$ ]] ||
+  die "invalid plugin version \"$version\": use a semantic version with a leading v, such as v0.1.0"
 
 cd "$repo_root"
 mkdir -p bin

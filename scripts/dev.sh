@@ -43,8 +43,9 @@ stop_all() {
   exit "$status"
 }
 trap stop_all EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# Ctrl-C and SIGTERM are the way to stop the dev environment, so after a
+# clean stop the exit status is 0.
+trap 'exit 0' INT TERM
 
 # A fresh plugin folder keeps Vault from registering a binary of an earlier
 # run without a version at start.
