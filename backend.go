@@ -38,7 +38,8 @@ type backend struct {
 	// roleLocks serializes the read-modify-write of one role.
 	roleLocks []*locksutil.LockEntry
 
-	// refreshes spends each refresh token at most once per session state.
+	// refreshes shares one upstream refresh among the renewals that present
+	// the same session state.
 	refreshes *refreshGroup
 
 	// observedAccessTTL is the access token lifetime seen at the latest

@@ -214,7 +214,7 @@ func (e *testEnv) request(t *testing.T, op logical.Operation, path string, data 
 	if op == logical.CreateOperation || op == logical.UpdateOperation {
 		checked, exists, err := e.b.HandleExistenceCheck(context.Background(), req)
 
-		// Vault answers a field that fails validation in the existence
+		// Vault responds to a field that fails validation in the existence
 		// check with a 400.
 		var userErr errutil.UserError
 		if errors.As(err, &userErr) {

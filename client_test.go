@@ -33,7 +33,7 @@ func newTestClient(t *testing.T, baseURL string, timeout time.Duration, retries 
 	return c
 }
 
-// newStubServer starts a server that answers every request with handler
+// newStubServer starts a server that serves every request with handler
 // and counts the requests.
 func newStubServer(t *testing.T, handler http.HandlerFunc) (*httptest.Server, *atomic.Int32) {
 	t.Helper()

@@ -19,10 +19,10 @@ const (
 	maxRefreshResults = 10000
 )
 
-// refreshGroup spends each refresh token at most once per session state.
-// Callers that present the same state concurrently wait for one upstream
-// refresh and share its result, and callers that come within
-// refreshResultTTL get the kept result. This matters because AISquare
+// refreshGroup shares one upstream refresh among the callers that present
+// the same session state on this node. Callers that present it
+// concurrently wait for that refresh and share its result, and callers
+// that come within refreshResultTTL get the kept result. This matters because AISquare
 // blacklists a rotated refresh token once it is spent, so a second refresh
 // with it fails and would end the session.
 type refreshGroup struct {

@@ -378,7 +378,7 @@ func TestRevokeEndsSession(t *testing.T) {
 		t.Error("access token rejected right after revoke; want it valid until exp")
 	}
 
-	// Vault may retry a revocation; AISquare then answers 401.
+	// Vault may retry a revocation, and AISquare then responds with a 401.
 	if err := env.revoke(t, issued); err != nil {
 		t.Errorf("second revoke error = %v; want none", err)
 	}
