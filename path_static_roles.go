@@ -188,9 +188,10 @@ func (b *backend) pathStaticRolesRead(ctx context.Context, req *logical.Request,
 	return &logical.Response{Data: data}, nil
 }
 
-// pathStaticRolesWrite handles create and update. Creating a role, giving
-// it a new api_key, or writing a role whose session was cleared logs in,
-// then stores the role and its new session. A failed login stores nothing.
+// pathStaticRolesWrite handles create and update. Creating a role, or
+// writing one whose session was cleared or logged in with another key than
+// the role's current one, logs in, then stores the role and its new
+// session. A failed login stores nothing.
 func (b *backend) pathStaticRolesWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	if resp := rejectUnknownFields(req, d); resp != nil {
 		return resp, nil
@@ -215,8 +216,6 @@ func (b *backend) pathStaticRolesWrite(ctx context.Context, req *logical.Request
 		role = &staticRoleEntry{RefreshBuffer: defaultRefreshBuffer}
 	}
 
-	oldKey := role.APIKey
-
 	if resp := applyStaticRoleFields(role, d); resp != nil {
 		return resp, nil
 	}
@@ -226,7 +225,19 @@ func (b *backend) pathStaticRolesWrite(ctx context.Context, req *logical.Request
 		return nil, err
 	}
 
-	if !create && role.APIKey == oldKey && state.active() {
+	c, cfg, err := b.getClient(ctx, req.Storage)
+	if errors.Is(err, errNoConfig) {
+		return noConfigResponse(req), nil
+	}
+
+	if err != nil {
+		return nil, err
+	}
+
+	key := b.staticRoleKey(role, cfg)
+
+	// A session that logged in with the role's current key is kept.
+	if !create && state.active() && state.KeyFingerprint == keyFingerprint(key) {
 		if resp := checkRefreshBuffer(role, state.Session, state.RotatedAt); resp != nil {
 			return resp, nil
 		}
@@ -240,16 +251,7 @@ func (b *backend) pathStaticRolesWrite(ctx context.Context, req *logical.Request
 		return refreshBufferWarning(role), nil
 	}
 
-	c, cfg, err := b.getClient(ctx, req.Storage)
-	if errors.Is(err, errNoConfig) {
-		return noConfigResponse(req), nil
-	}
-
-	if err != nil {
-		return nil, err
-	}
-
-	sess, err := b.login(ctx, c, cfg, b.staticRoleKey(role, cfg))
+	sess, err := b.login(ctx, c, cfg, key)
 	if isRejection(err) {
 		return logical.ErrorResponse("AISquare rejected the login of static role %q: %s; check the api_key", name, err), nil
 	}
@@ -272,7 +274,7 @@ func (b *backend) pathStaticRolesWrite(ctx context.Context, req *logical.Request
 		return nil, err
 	}
 
-	if err := putStaticSession(ctx, req.Storage, name, state.next(sess, now)); err != nil {
+	if err := putStaticSession(ctx, req.Storage, name, state.loggedIn(sess, key, now)); err != nil {
 		b.revokeQuietly(ctx, c, sess.RefreshToken, name)
 		return nil, err
 	}

@@ -48,6 +48,9 @@ type staticSession struct {
 	// NextAttempt is when the periodic function may try again after a
 	// failure.
 	NextAttempt time.Time `json:"next_attempt"`
+	// KeyFingerprint identifies the API key that the session logged in
+	// with, so a changed key leads to a new login.
+	KeyFingerprint string `json:"key_fingerprint"`
 }
 
 // active reports whether the state holds a session. It is nil-safe.
@@ -60,18 +63,39 @@ func (s *staticSession) dueAt(role *staticRoleEntry) time.Time {
 	return s.Session.AccessExpiresAt.Add(-role.RefreshBuffer)
 }
 
-// next returns the state that stores sess, obtained at now.
+// next returns the state that stores sess, obtained at now by a refresh
+// of the current session.
 func (s *staticSession) next(sess *session, now time.Time) *staticSession {
 	var generation int64
+
+	var fingerprint string
+
 	if s != nil {
-		generation = s.Generation
+		generation, fingerprint = s.Generation, s.KeyFingerprint
 	}
 
 	return &staticSession{
-		Session:    sess,
-		Generation: generation + 1,
-		RotatedAt:  now,
+		Session:        sess,
+		Generation:     generation + 1,
+		RotatedAt:      now,
+		KeyFingerprint: fingerprint,
 	}
+}
+
+// loggedIn returns the state that stores sess, obtained at now by a login
+// with key.
+func (s *staticSession) loggedIn(sess *session, key string, now time.Time) *staticSession {
+	next := s.next(sess, now)
+	next.KeyFingerprint = keyFingerprint(key)
+
+	return next
+}
+
+// keyChanged reports whether the session logged in with another key than
+// key. A state without a session, or from before fingerprints were kept,
+// reports false.
+func (s *staticSession) keyChanged(key string) bool {
+	return s.active() && s.KeyFingerprint != "" && s.KeyFingerprint != keyFingerprint(key)
 }
 
 // failed returns the state after a failed attempt at now: the session is
@@ -113,11 +137,11 @@ func rotationBackoff(failures int) time.Duration {
 
 // rotateStaticRole brings the session of static role name up to date and
 // returns the stored state. Without force it acts only when the access
-// token is within the refresh buffer of its expiry and no backoff is
-// pending. With force it refreshes now, unless the stored generation is
-// newer than seenGeneration: then another rotation finished while this
-// one waited for the lock, and its result is returned without calling
-// AISquare.
+// token is within the refresh buffer of its expiry, or the role's API key
+// changed, and no backoff is pending. With force it refreshes now, unless
+// the stored generation is newer than seenGeneration: then another
+// rotation finished while this one waited for the lock, and its result is
+// returned without calling AISquare.
 func (b *backend) rotateStaticRole(ctx context.Context, s logical.Storage, name string, force bool, seenGeneration int64) (*staticSession, error) {
 	lock := locksutil.LockForKey(b.roleLocks, staticRoleStoragePrefix+name)
 	lock.Lock()
@@ -138,17 +162,18 @@ func (b *backend) rotateStaticRole(ctx context.Context, s logical.Storage, name 
 	}
 
 	now := b.now()
+	keyChanged := b.staticKeyChanged(ctx, s, role, state)
 
 	switch {
 	case force && state != nil && state.Generation > seenGeneration:
 		return state, nil
-	case !force && state.active() && now.Before(state.dueAt(role)):
+	case !force && !keyChanged && state.active() && now.Before(state.dueAt(role)):
 		return state, nil
 	case !force && state != nil && now.Before(state.NextAttempt):
 		return state, nil
 	}
 
-	next, err := b.replaceStaticSession(ctx, s, name, role, state, now)
+	next, err := b.replaceStaticSession(ctx, s, name, role, state, now, keyChanged)
 	if err != nil {
 		failed := next.failed(err, now)
 		if putErr := putStaticSession(ctx, s, name, failed); putErr != nil {
@@ -166,24 +191,52 @@ func (b *backend) rotateStaticRole(ctx context.Context, s logical.Storage, name 
 		return nil, err
 	}
 
+	if keyChanged {
+		if c, _, err := b.getClient(ctx, s); err == nil {
+			b.revokeQuietly(ctx, c, state.Session.RefreshToken, name)
+		}
+	}
+
 	return next, nil
+}
+
+// staticKeyChanged reports whether the API key that the role logs in with
+// differs from the one its session logged in with. It reports false when
+// the mount's config cannot be loaded, so that a storage fault never
+// forces a login.
+func (b *backend) staticKeyChanged(ctx context.Context, s logical.Storage, role *staticRoleEntry, state *staticSession) bool {
+	if !state.active() {
+		return false
+	}
+
+	_, cfg, err := b.getClient(ctx, s)
+	if err != nil {
+		return false
+	}
+
+	return state.keyChanged(b.staticRoleKey(role, cfg))
 }
 
 // replaceStaticSession returns a state with a new access token: it
 // refreshes while the refresh token is usable and logs in again with the
-// API key when the refresh token has expired or AISquare rejects it. A
-// rejected session is cleared in storage before the new login. On error it
-// returns the state to record the failure on, which still holds the old
-// session unless AISquare rejected it.
+// API key when the refresh token has expired, AISquare rejects it, or
+// relogin is set. A rejected session is cleared in storage before the new
+// login. On error it returns the state to record the failure on, which
+// still holds the old session unless AISquare rejected it.
 func (b *backend) replaceStaticSession(ctx context.Context, s logical.Storage, name string, role *staticRoleEntry,
-	state *staticSession, now time.Time,
+	state *staticSession, now time.Time, relogin bool,
 ) (*staticSession, error) {
 	c, cfg, err := b.getClient(ctx, s)
 	if err != nil {
 		return state, err
 	}
 
-	if state.active() && state.Session.refreshUsable(now) {
+	key := b.staticRoleKey(role, cfg)
+
+	switch {
+	case relogin:
+		b.Logger().Info("the static role's API key changed; logging in with the new key", "role", name)
+	case state.active() && state.Session.refreshUsable(now):
 		pair, err := c.Refresh(ctx, state.Session.RefreshToken)
 		if err == nil {
 			b.Logger().Info("refreshed the static role's access token", "role", name)
@@ -200,18 +253,18 @@ func (b *backend) replaceStaticSession(ctx context.Context, s logical.Storage, n
 		if err := putStaticSession(ctx, s, name, state); err != nil {
 			return state, err
 		}
-	} else if state.active() {
+	case state.active():
 		b.Logger().Info("the static role's refresh token has expired; logging in again", "role", name)
 	}
 
-	sess, err := b.login(ctx, c, cfg, b.staticRoleKey(role, cfg))
+	sess, err := b.login(ctx, c, cfg, key)
 	if err != nil {
 		return state, fmt.Errorf("log in for static role %q: %w", name, err)
 	}
 
 	b.Logger().Info("logged in again for the static role", "role", name)
 
-	return state.next(sess, now), nil
+	return state.loggedIn(sess, key, now), nil
 }
 
 // periodicFunc refreshes the sessions of static roles that are due. Vault

@@ -433,3 +433,68 @@ func TestRotationBackoff(t *testing.T) {
 func asCoded(err error, target *logical.HTTPCodedError) bool {
 	return errors.As(err, target)
 }
+
+func TestStaticMountKeyChange(t *testing.T) {
+	t.Parallel()
+
+	env := newTestEnv(t, aisquaretest.Options{})
+	env.configure(t, nil)
+	env.mustRequest(t, logical.CreateOperation, "static-roles/team-a", map[string]any{"refresh_buffer": "15m"})
+
+	if user, _ := env.srv.AccessTokenValid(env.staticToken(t)); user != "mount" {
+		t.Fatalf("token user before the key change = %q; want mount", user)
+	}
+
+	env.mustRequest(t, logical.UpdateOperation, "config", map[string]any{"api_key": teamBKey})
+	env.srv.ResetCounters()
+
+	// The token is not due, but the key that the role logs in with changed.
+	env.runPeriodic(t)
+
+	if got := env.srv.CountersFor("team-b"); got.Logins != 1 {
+		t.Errorf("team-b logins = %d; want 1", got.Logins)
+	}
+
+	if got := env.srv.CountersFor("mount"); got.Revocations != 1 || got.Refreshes != 0 {
+		t.Errorf("mount revocations = %d, refreshes = %d; want 1 and 0, so the old session is closed", got.Revocations, got.Refreshes)
+	}
+
+	if user, _ := env.srv.AccessTokenValid(env.staticToken(t)); user != "team-b" {
+		t.Errorf("token user after the key change = %q; want team-b", user)
+	}
+
+	wantLog := "the static role's API key changed; logging in with the new key: role=team-a"
+	if !strings.Contains(env.logs.String(), wantLog) {
+		t.Errorf("log lacks %q", wantLog)
+	}
+
+	env.runPeriodic(t)
+
+	if got := env.counters().Logins; got != 1 {
+		t.Errorf("logins after a second periodic run = %d; want 1", got)
+	}
+}
+
+func TestStaticRoleWriteAfterKeyChange(t *testing.T) {
+	t.Parallel()
+
+	env := newTestEnv(t, aisquaretest.Options{})
+	env.configure(t, nil)
+	env.mustRequest(t, logical.CreateOperation, "static-roles/team-a", map[string]any{"refresh_buffer": "15m"})
+	env.mustRequest(t, logical.UpdateOperation, "config", map[string]any{"api_key": teamBKey})
+	env.srv.ResetCounters()
+
+	env.mustRequest(t, logical.UpdateOperation, "static-roles/team-a", map[string]any{"description": "now team-b"})
+
+	if got := env.srv.CountersFor("team-b").Logins; got != 1 {
+		t.Errorf("team-b logins = %d; want 1", got)
+	}
+
+	if got := env.srv.CountersFor("mount").Revocations; got != 1 {
+		t.Errorf("mount revocations = %d; want 1", got)
+	}
+
+	if user, _ := env.srv.AccessTokenValid(env.staticToken(t)); user != "team-b" {
+		t.Errorf("token user = %q; want team-b", user)
+	}
+}
