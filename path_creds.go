@@ -18,11 +18,7 @@ func (b *backend) pathCreds() *framework.Path {
 			OperationSuffix: "credentials",
 		},
 		Fields: map[string]*framework.FieldSchema{
-			"name": {
-				Type:        framework.TypeLowerCaseString,
-				Description: "Name of the role.",
-				Required:    true,
-			},
+			"name": nameField("role"),
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: &framework.PathOperation{

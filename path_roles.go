@@ -33,11 +33,7 @@ func (b *backend) pathRoles() []*framework.Path {
 				OperationSuffix: "role",
 			},
 			Fields: map[string]*framework.FieldSchema{
-				"name": {
-					Type:        framework.TypeLowerCaseString,
-					Description: "Name of the role.",
-					Required:    true,
-				},
+				"name": nameField("role"),
 				"ttl": {
 					Type:        framework.TypeDurationSecond,
 					Description: "Default lease TTL of the role's credentials. 0 uses the mount's default. The lease never outlives its access token.",

@@ -20,11 +20,7 @@ func (b *backend) pathStaticCreds() *framework.Path {
 			OperationSuffix: "static-role-credentials",
 		},
 		Fields: map[string]*framework.FieldSchema{
-			"name": {
-				Type:        framework.TypeLowerCaseString,
-				Description: "Name of the static role.",
-				Required:    true,
-			},
+			"name": nameField("static role"),
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: &framework.PathOperation{

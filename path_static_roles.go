@@ -43,11 +43,7 @@ func (b *backend) pathStaticRoles() []*framework.Path {
 				OperationSuffix: "static-role",
 			},
 			Fields: map[string]*framework.FieldSchema{
-				"name": {
-					Type:        framework.TypeLowerCaseString,
-					Description: "Name of the static role.",
-					Required:    true,
-				},
+				"name": nameField("static role"),
 				"api_key": {
 					Type:        framework.TypeString,
 					Description: "AISquare API key of the team's own user, used in place of the mount's key. Write-only. An empty string removes it. Surrounding whitespace is removed.",
@@ -116,11 +112,7 @@ func (b *backend) pathStaticRoles() []*framework.Path {
 				OperationSuffix: "static-role",
 			},
 			Fields: map[string]*framework.FieldSchema{
-				"name": {
-					Type:        framework.TypeLowerCaseString,
-					Description: "Name of the static role.",
-					Required:    true,
-				},
+				"name": nameField("static role"),
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.UpdateOperation: &framework.PathOperation{

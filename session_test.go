@@ -60,13 +60,13 @@ func TestSessionRefreshed(t *testing.T) {
 		RefreshExpiresAt: now.Add(10 * time.Hour),
 	}
 
-	kept := old.refreshed(&tokenPair{Access: "new-access"}, assumed, now)
-	if kept.RefreshToken != "old-refresh" || !kept.RefreshExpiresAt.Equal(old.RefreshExpiresAt) {
-		t.Errorf("refreshed() without rotation = %+v; want the old refresh token and expiry", kept)
+	withoutRotation := old.refreshed(&tokenPair{Access: "new-access"}, assumed, now)
+	if withoutRotation.RefreshToken != "old-refresh" || !withoutRotation.RefreshExpiresAt.Equal(old.RefreshExpiresAt) {
+		t.Errorf("refreshed() without rotation = %+v; want the old refresh token and expiry", withoutRotation)
 	}
 
-	if kept.AccessToken != "new-access" || !kept.AccessExpiresAt.Equal(now.Add(time.Hour)) {
-		t.Errorf("refreshed() access = %q expiring %s; want new-access expiring %s", kept.AccessToken, kept.AccessExpiresAt, now.Add(time.Hour))
+	if withoutRotation.AccessToken != "new-access" || !withoutRotation.AccessExpiresAt.Equal(now.Add(time.Hour)) {
+		t.Errorf("refreshed() access = %q expiring %s; want new-access expiring %s", withoutRotation.AccessToken, withoutRotation.AccessExpiresAt, now.Add(time.Hour))
 	}
 
 	rotated := old.refreshed(&tokenPair{Access: "new-access", Refresh: "new-refresh"}, assumed, now)

@@ -190,6 +190,17 @@ func validateCACert(pemText string) error {
 	return nil
 }
 
+// nameField returns the schema of the name captured from a path, such as
+// roles/<name>. kind is "role" or "static role". Vault stores names in
+// lower case.
+func nameField(kind string) *framework.FieldSchema {
+	return &framework.FieldSchema{
+		Type:        framework.TypeLowerCaseString,
+		Description: "Name of the " + kind + ".",
+		Required:    true,
+	}
+}
+
 // validateName checks a role name captured from the path.
 func validateName(name string) error {
 	if len(name) > maxNameLength {

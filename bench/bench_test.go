@@ -40,8 +40,8 @@ func TestPercentileSmallInputs(t *testing.T) {
 		t.Errorf("percentile(nil, 50) = %v, want 0", got)
 	}
 
-	one := []time.Duration{7 * time.Millisecond}
-	if got := percentile(one, 99); got != 7*time.Millisecond {
+	single := []time.Duration{7 * time.Millisecond}
+	if got := percentile(single, 99); got != 7*time.Millisecond {
 		t.Errorf("percentile([7ms], 99) = %v, want 7ms", got)
 	}
 
